@@ -27,6 +27,9 @@ struct KVPolicy {
 
   bool is_full() const;
   int window_for(int n_prompt) const;
+  // Throws razor::Error for negative sizes, a ratio < 1, or a retrieval table of the wrong shape.
+  void validate(const ModelConfig& config) const;
+  int n_retrieval() const;  // retrieval (layer, kv head) pairs; all of them when is_full()
 };
 
 // One (layer, KV head) of the cache. Rows are head_dim floats; keys are post-RoPE.
@@ -35,11 +38,10 @@ struct HeadCache {
   std::vector<float> k, v;  // [capacity][head_dim]; capacity() rows are allocated
   int rows = 0;             // rows in use
   int ring_next = -1;       // rolling mode: next window row to overwrite (-1 = append)
-  // Compensation token: running sums over the dropped set D (double: exact means over long runs).
+  // Compensation token: running sums over the dropped set D (double, so that incremental
+  // updates in rolling mode equal a recomputation from scratch). Empty without compensation.
   std::vector<double> k_sum, v_sum;
   int64_t dropped = 0;      // |D|
-  // Cached means (float) derived from the sums whenever they change.
-  std::vector<float> k_mean, v_mean;
 };
 
 class KVCache {
@@ -72,8 +74,7 @@ class KVCache {
  private:
   HeadCache& head_mut(int layer, int kv_head) { return heads_[layer * n_kv_ + kv_head]; }
   void push_row(int layer, HeadCache& h, const float* k, const float* v);
-  void drop_into_compensation(HeadCache& h, const float* k, const float* v);
-  void refresh_means(HeadCache& h);
+  void drop(HeadCache& h, const float* k, const float* v);
 
   ModelConfig config_;
   KVPolicy policy_;
@@ -82,6 +83,8 @@ class KVCache {
   int window_ = -1;
   std::vector<int> n_tokens_;   // per layer
   std::vector<HeadCache> heads_;
+  std::vector<bool> layer_compressed_;
+  mutable std::vector<std::vector<float>> scratch_;  // per thread
 };
 
 }  // namespace razor
