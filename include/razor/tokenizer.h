@@ -31,12 +31,16 @@ class Tokenizer {
   bool is_special(int id) const;
   // -1 when the piece is not in the vocabulary.
   int lookup(std::string_view piece) const;
+  // The file's declared longest piece (bytes), and the file it was loaded from.
+  int max_token_length() const { return max_token_length_; }
+  const std::string& path() const { return path_; }
 
  private:
   std::vector<std::string> pieces_;
   std::vector<float> scores_;
   std::unordered_map<std::string, int> index_;
   int max_token_length_ = 0;
+  std::string path_;  // for error messages
 };
 
 // Looks for a tokenizer next to a llama2.c model: tokNNN.bin matching the vocabulary size,
