@@ -39,6 +39,12 @@ struct HeadsFile {
 };
 
 // By extension: .pt or .json. Errors name the file.
+// Writers normalise the maps (ascending, de-duplicated, empty lists dropped), reject negative
+// indices, and write atomically. write_heads_json also checks a probe record for consistency
+// (positive shape, heads % kv_heads == 0, ratios in [0, 1], tokens.size() == 1 + length * repeats,
+// score matrices [n_layers][n_heads] / [n_layers][n_kv_heads] of finite values, selected
+// layers / kv heads inside the shape): the reader enforces the same, so what is written reads back.
+// .pt files are byte for byte what torch 1.13's torch.save writes for the same dict and file name.
 HeadsFile read_heads(const std::string& path);
 void write_heads(const std::string& path, const HeadsFile& heads);
 
