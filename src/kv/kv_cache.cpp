@@ -105,6 +105,9 @@ void KVCache::append(int layer, int n, const float* k, const float* v) {
 
 void KVCache::attend(int layer, int n, const float* q, float* out) const {
   const int hd = head_dim_, G = config_.group_size(), q_dim = config_.q_dim();
+  // One scratch buffer per thread; a later Session may have raised the thread count.
+  const size_t threads = static_cast<size_t>(std::max(omp_get_max_threads(), 1));
+  if (scratch_.size() < threads) scratch_.resize(threads);
   if (n == 1) {
 #pragma omp parallel for schedule(dynamic, 1) if (n_kv_ > 1)
     for (int g = 0; g < n_kv_; ++g) {
