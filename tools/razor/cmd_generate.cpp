@@ -3,6 +3,8 @@
 
 #include "commands.h"
 #include "model_options.h"
+#include "policy_options.h"
+#include "razor/policy.h"
 #include "razor/generate.h"
 #include "razor/session.h"
 
@@ -16,6 +18,7 @@ struct GenerateArgs {
   float temperature = 0.0f;
   float top_p = 0.9f;
   uint64_t seed = 0;
+  PolicyArgs policy;
 };
 
 int run_generate(const GenerateArgs& a) {
@@ -35,7 +38,8 @@ int run_generate(const GenerateArgs& a) {
   SessionOptions so;
   so.threads = a.model.threads;
   so.max_tokens = static_cast<int>(prompt.size()) + g.max_new_tokens;
-  Session session(*model, KVPolicy{}, so);
+  const KVPolicy policy = build_policy(a.policy.options(), model->config);
+  Session session(*model, policy, so);
   GenerateResult r = generate(session, prompt, g, [&](int prev, int t) {
     std::string piece = tok->decode(prev, t);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -46,6 +50,7 @@ int run_generate(const GenerateArgs& a) {
                prompt.size(), prompt.size() / std::max(r.prefill_seconds, 1e-9), r.tokens.size(),
                r.tokens.size() / std::max(r.decode_seconds, 1e-9));
   const KVCache& c = session.cache();
+  std::fprintf(stderr, "policy: %s\n", describe_policy(policy, model->config, static_cast<int>(prompt.size())).c_str());
   std::fprintf(stderr, "KV cache: %zu bytes held, %zu bytes for a full cache of %d tokens (%.1f%%)\n",
                c.bytes_held(), c.bytes_full(session.pos()), session.pos(),
                100.0 * c.bytes_held() / std::max<size_t>(c.bytes_full(session.pos()), 1));
@@ -63,6 +68,7 @@ void add_generate(CLI::App& app, Runner& run) {
   cmd->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-p", a->top_p, "nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--seed", a->seed, "sampling seed");
+  add_policy_options(cmd, a->policy, "--policy-seed");
   cmd->callback([a, &run] { run = [a] { return run_generate(*a); }; });
 }
 
