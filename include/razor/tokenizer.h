@@ -4,6 +4,7 @@
 // looked up as pieces (byte fallback <0xXX> = id byte + 3 otherwise), then greedy merges of the
 // adjacent pair whose merged piece has the best score.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -15,6 +16,11 @@ class Tokenizer {
  public:
   // vocab_size: the model's vocabulary; the file must hold at least that many tokens.
   static Tokenizer load_llama2c(const std::string& path, int vocab_size);
+  // A SentencePiece-style vocabulary given as pieces and scores (e.g. GGUF tokenizer.ggml.tokens /
+  // .scores). "\u2581" (the SentencePiece space) in pieces becomes ' ', as in llama2.c tokenizer
+  // files, so encode/decode follow the same run.c rules. source_path names it in errors.
+  static Tokenizer from_vocab(std::vector<std::string> pieces, std::vector<float> scores,
+                              std::string source_path);
 
   std::vector<int> encode(std::string_view text, bool bos, bool eos) const;
   // The text of `token` following `prev` (run.c rules: no leading space right after BOS,
@@ -46,5 +52,11 @@ class Tokenizer {
 // Looks for a tokenizer next to a llama2.c model: tokNNN.bin matching the vocabulary size,
 // then tokenizer.bin. Returns "" when none is found.
 std::string find_tokenizer_beside(const std::string& model_path, int vocab_size);
+
+// The vocabulary embedded in a GGUF file (tokenizer.ggml.tokens and .scores; the first
+// vocab_size pieces are used, the file must hold at least that many). nullptr when the file has
+// no embedded vocabulary or one razor cannot use (tokenizer.ggml.model other than "llama", the
+// SentencePiece kind); a malformed vocabulary is an Error.
+std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& gguf_path, int vocab_size);
 
 }  // namespace razor

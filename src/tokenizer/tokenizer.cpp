@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <queue>
 #include <system_error>
 
@@ -81,6 +82,32 @@ Tokenizer Tokenizer::load_llama2c(const std::string& path, int vocab_size) {
     t.index_.emplace(t.pieces_.back(), i);  // duplicates: the first id wins
     off += static_cast<size_t>(len);
   }
+  return t;
+}
+
+Tokenizer Tokenizer::from_vocab(std::vector<std::string> pieces, std::vector<float> scores,
+                                std::string source_path) {
+  if (pieces.empty()) fail(source_path, "empty vocabulary");
+  if (pieces.size() != scores.size())
+    fail(source_path, "vocabulary has " + std::to_string(pieces.size()) + " pieces but " +
+                          std::to_string(scores.size()) + " scores");
+  if (pieces.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
+    fail(source_path, "vocabulary is too large");
+  static constexpr std::string_view kSpm = "\xE2\x96\x81";  // U+2581
+  Tokenizer t;
+  t.path_ = std::move(source_path);
+  t.pieces_ = std::move(pieces);
+  t.scores_ = std::move(scores);
+  t.index_.reserve(t.pieces_.size());
+  size_t longest = 1;
+  for (size_t i = 0; i < t.pieces_.size(); ++i) {
+    std::string& p = t.pieces_[i];
+    for (size_t at = p.find(kSpm); at != std::string::npos; at = p.find(kSpm, at + 1))
+      p.replace(at, kSpm.size(), " ");
+    longest = std::max(longest, p.size());
+    t.index_.emplace(p, static_cast<int>(i));  // duplicates: the first id wins
+  }
+  t.max_token_length_ = static_cast<int>(std::min<size_t>(longest, std::numeric_limits<int>::max()));
   return t;
 }
 

@@ -12,6 +12,7 @@ std::unique_ptr<Model> ModelOptions::load() const { return load_model(model); }
 
 std::unique_ptr<Tokenizer> ModelOptions::load_tokenizer(const Model& m) const {
   std::string path = tokenizer;
+  if (path.empty() && m.format == "gguf") return load_gguf_tokenizer(model, m.config.vocab_size);
   if (path.empty() && m.format.rfind("llama2c", 0) == 0)
     path = find_tokenizer_beside(model, m.config.vocab_size);
   if (path.empty()) return nullptr;
