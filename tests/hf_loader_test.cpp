@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint_writer.h"
@@ -808,6 +809,48 @@ TEST(HfLoaderBadInput, ShardCorrupt) {
   std::string bytes = razor::test::read_text(shard);
   razor::test::write_text(shard, bytes.substr(0, bytes.size() / 2));
   expect_load_error(v.dir, {shard});
+}
+
+// Random byte corruption of the safetensors header, the index and config.json: every outcome is
+// a successful load or a razor::Error, never a crash or another exception (run under ASan too).
+TEST(HfLoaderBadInput, RandomCorruptionIsAnErrorOrALoad) {
+  Victim v(2);
+  const std::vector<std::string> files = {v.dir + "/model-00001-of-00002.safetensors",
+                                          v.dir + "/model.safetensors.index.json", v.config()};
+  std::mt19937 rng(1234);
+  int errors = 0, loads = 0;
+  for (const std::string& f : files) {
+    const std::string orig = razor::test::read_text(f);
+    size_t span = orig.size();
+    if (f.ends_with(".safetensors")) {
+      uint64_t n = 0;
+      for (int i = 7; i >= 0; --i) n = (n << 8) | uint8_t(orig[size_t(i)]);
+      span = 8 + n;
+    }
+    for (int iter = 0; iter < 150; ++iter) {
+      std::string bytes = orig;
+      int flips = 1 + int(rng() % 3);
+      for (int k = 0; k < flips; ++k) {
+        size_t pos = rng() % span;
+        const char pool[] = "0123456789[]{}\",:-. \x00\xff" "9e";
+        bytes[pos] = (rng() % 2) ? char(rng() & 0xff) : pool[rng() % (sizeof pool - 1)];
+      }
+      if (rng() % 8 == 0) bytes.resize(rng() % bytes.size());
+      razor::test::write_text(f, bytes);
+      try {
+        razor::load_hf(v.dir);
+        ++loads;
+      } catch (const razor::Error& e) {
+        ++errors;
+        EXPECT_NE(std::string(e.what()).find(v.dir), std::string::npos) << e.what();
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "non-razor exception for a corrupt " << f << ": " << e.what();
+      }
+    }
+    razor::test::write_text(f, orig);
+  }
+  EXPECT_GT(errors, 100);
+  razor::load_hf(v.dir);  // restored
 }
 
 // ---------------------------------------------------------------------------------------------
