@@ -85,7 +85,7 @@ struct Capture : razor::PrefillAttention {
   }
 };
 
-void check_against_reference(const std::string& model_name, int L, int R) {
+void check_against_reference(const std::string& model_name, int L, int R, int tile_rows = 0, int key_block = 0) {
   auto model = razor::load_model(razor::test::model_path(model_name));
   const razor::ModelConfig& c = model->config;
   RARopeCompressConfig cfg;
@@ -93,7 +93,7 @@ void check_against_reference(const std::string& model_name, int L, int R) {
   cfg.repeats = R;
   std::vector<int> tokens = razor::probe_tokens(c, nullptr, cfg);
   const int n = static_cast<int>(tokens.size());
-  razor::probe::ProbeAttention attn(c, L, R, 2);
+  razor::probe::ProbeAttention attn(c, L, R, 2, {}, tile_rows, key_block);
   attn.skip_last_output = false;
   Capture cap;
   cap.inner = &attn;
@@ -125,8 +125,8 @@ void check_against_reference(const std::string& model_name, int L, int R) {
   }
   EXPECT_LT(worst_out, 1e-4) << model_name;
   EXPECT_GT(std::max(max_ind, max_echo), 0.01) << "the scores should not be trivially small";
-  std::printf("%s: worst score diff %.3g, worst output diff %.3g, max induction %.3f, max echo %.3f\n",
-              model_name.c_str(), worst_score, worst_out, max_ind, max_echo);
+  std::printf("%s (tiles %d x %d): worst score diff %.3g, worst output diff %.3g, max induction %.3f, max echo %.3f\n",
+              model_name.c_str(), tile_rows, key_block, worst_score, worst_out, max_ind, max_echo);
 }
 
 std::string strip_seconds(const std::string& json) {
@@ -182,17 +182,18 @@ TEST(ProbeKernel, MatchesReferenceOnRandomInputs) {
     for (int h : {0, 4})
       for (int d = 0; d < hd; ++d) q[size_t(t) * H * hd + h * hd + d] = 1.5f * k[size_t(t) * KV * hd + (h / 3) * hd + d];
   RefResult ref = reference(n, H, KV, hd, q.data(), k.data(), v.data(), L, R);
-  for (int tile : {64, 7, 200}) {
+  // Automatic tiling, then odd tile sizes and key blocks (online softmax across many blocks).
+  for (auto [tile, block] : std::vector<std::pair<int, int>>{{0, 0}, {7, 16}, {200, 33}, {5, 3}, {64, 4096}}) {
     for (int threads : {1, 2}) {
-      razor::probe::FusedProbeKernel ker({H, KV, hd, L, R}, threads, tile);
+      razor::probe::FusedProbeKernel ker({H, KV, hd, L, R}, threads, tile, block);
       std::vector<float> out(q.size());
       std::vector<double> ind(H), echo(H);
       ker.run(q.data(), k.data(), v.data(), out.data(), ind.data(), echo.data());
       for (int h = 0; h < H; ++h) {
-        EXPECT_NEAR(ind[h], ref.induction[h], 1e-6) << "tile " << tile << " head " << h;
-        EXPECT_NEAR(echo[h], ref.echo[h], 1e-6) << "tile " << tile << " head " << h;
+        EXPECT_NEAR(ind[h], ref.induction[h], 1e-6) << "tile " << tile << " block " << block << " head " << h;
+        EXPECT_NEAR(echo[h], ref.echo[h], 1e-6) << "tile " << tile << " block " << block << " head " << h;
       }
-      for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref.out[i], 1e-4) << i;
+      for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref.out[i], 1e-4) << i << " tile " << tile << " block " << block;
       // Without the output: the same scores.
       std::vector<double> ind2(H), echo2(H);
       ker.run(q.data(), k.data(), v.data(), nullptr, ind2.data(), echo2.data());
@@ -208,11 +209,13 @@ TEST(ProbeKernel, MatchesReferenceOnRandomInputs) {
 TEST(ProbeFused, MatchesReferenceOnStories3M) {
   REQUIRE_MODEL("stories3M-q80.bin");
   check_against_reference("stories3M-q80.bin", 40, 4);
+  check_against_reference("stories3M-q80.bin", 40, 4, 16, 32);  // many tiles, online softmax
 }
 
 TEST(ProbeFused, MatchesReferenceOnStories260K) {
   REQUIRE_MODEL("stories260K.bin");
   check_against_reference("stories260K.bin", 40, 4);
+  check_against_reference("stories260K.bin", 40, 4, 24, 48);
 }
 
 TEST(ProbePlanted, FindsThePlantedInductionAndEchoHeads) {

@@ -139,21 +139,34 @@ float exp_shift_sum(float* s, int64_t n, float mx) {
 #endif
 }
 
-FusedProbeKernel::FusedProbeKernel(const FusedShape& shape, int threads, int tile_rows)
-    : shape_(shape), threads_(std::max(1, threads)), tile_rows_(std::clamp(tile_rows, 1, kMaxTileRows)) {
+FusedProbeKernel::FusedProbeKernel(const FusedShape& shape, int threads, int tile_rows, int key_block)
+    : shape_(shape), threads_(std::max(1, threads)) {
   if (shape.n_heads <= 0 || shape.n_kv_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0 ||
       shape.head_dim <= 0 || shape.length <= 0 || shape.repeats < 2)
     throw Error("probe kernel: invalid shape");
+  group_ = shape.n_heads / shape.n_kv_heads;
+  // The group's query heads are stacked into one GEMM of group * tile_rows rows (~512: BLAS runs
+  // near peak there with head_dim-sized inner dimensions), and keys go in blocks whose S block
+  // stays in L2 (~512 KB). Measured on Zen 4 at T = 10001: ~80 GFlop/s per core, against ~50
+  // for one head per GEMM over all visible keys at once.
+  if (tile_rows <= 0) tile_rows = std::clamp(512 / group_ / 8 * 8, 16, 256);
+  tile_rows_ = std::clamp(tile_rows, 1, kMaxTileRows);
+  const int64_t m_max = int64_t(group_) * tile_rows_;
+  if (key_block <= 0) key_block = static_cast<int>(std::clamp<int64_t>(131072 / m_max / 16 * 16, 128, 4096));
+  key_block_ = std::max(1, key_block);
   const int64_t n = shape.n_tokens();
   n_tiles_ = static_cast<int>((n + tile_rows_ - 1) / tile_rows_);
-  ld_max_ = (n + 15) / 16 * 16;
+  ld_ = (std::min<int64_t>(key_block_, n) + 15) / 16 * 16;
+  const int hd = shape.head_dim;
+  const size_t per_thread = size_t(m_max) * ld_ + 2 * size_t(m_max) * hd + 64;
   scratch_.assign(threads_, nullptr);
   try {
-    for (auto& p : scratch_) p = alloc_aligned(static_cast<size_t>(tile_rows_) * ld_max_ + 64);
+    for (auto& p : scratch_) p = alloc_aligned(per_thread);
   } catch (...) {
     for (auto* p : scratch_) std::free(p);
     throw;
   }
+  state_.assign(threads_, std::vector<RowState>(m_max));
   ind_part_.assign(static_cast<size_t>(shape.n_heads) * n_tiles_, 0.0);
   echo_part_.assign(ind_part_.size(), 0.0);
 }
@@ -162,77 +175,108 @@ FusedProbeKernel::~FusedProbeKernel() {
   for (auto* p : scratch_) std::free(p);
 }
 
-void FusedProbeKernel::tile(int h, int t, const float* q, const float* k, const float* v, float* out,
-                            float* S, double* ind_part, double* echo_part) const {
-  const int hd = shape_.head_dim;
+void FusedProbeKernel::tile(int g, int t, const float* q, const float* k, const float* v, float* out, float* buf,
+                            RowState* st) {
+  const int hd = shape_.head_dim, G = group_;
   const int64_t q_dim = int64_t(shape_.n_heads) * hd, kv_dim = int64_t(shape_.n_kv_heads) * hd;
-  const int g = h / (shape_.n_heads / shape_.n_kv_heads);
   const int64_t L = shape_.length, last_row = L * shape_.repeats;  // rows L+1 .. R*L count
   const int64_t n = shape_.n_tokens();
   const int64_t i0 = int64_t(t) * tile_rows_;
   const int64_t rows = std::min<int64_t>(tile_rows_, n - i0);
+  const int64_t M = G * rows;         // stacked row m = a * rows + r: query head g*G + a, position i0 + r
   const int64_t visible = i0 + rows;  // keys seen by the tile's last row; later key blocks are masked
-  const int64_t ld = (visible + 15) / 16 * 16;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  float* S = buf;                               // [M][ld_]
+  float* Qs = buf + size_t(M) * ld_;            // [M][hd]
+  float* O = Qs + size_t(M) * hd;               // [M][hd]
 
-  // S = scale * Q K^T over the visible keys (the head's columns of q and k, read in place).
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(visible),
-              hd, scale, q + i0 * q_dim + int64_t(h) * hd, static_cast<int>(q_dim), k + int64_t(g) * hd,
-              static_cast<int>(kv_dim), 0.0f, S, static_cast<int>(ld));
+  for (int a = 0; a < G; ++a)
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(Qs + (a * rows + r) * hd, q + (i0 + r) * q_dim + int64_t(g * G + a) * hd, sizeof(float) * hd);
+  for (int64_t m = 0; m < M; ++m) st[m] = RowState{};
 
-  double ind = 0.0, echo = 0.0;
-  float inv[kMaxTileRows];
-  for (int64_t r = 0; r < rows; ++r) {
-    float* s = S + r * ld;
-    const int64_t row = i0 + r, len = row + 1;  // causal: keys 0..row
-    const float mx = row_max(s, len);
-    const float sum = exp_shift_sum(s, len, mx);
-    std::fill(s + len, s + visible, 0.0f);
-    inv[r] = 1.0f / sum;
-    if (row > L && row <= last_row) {
-      // Query i = row - 1 of the random part; earlier occurrences j = i - m L, full index j + 1.
-      double e = 0.0, d = 0.0;
-      for (int64_t key = row - L; key >= 1; key -= L) {
-        e += s[key];
-        d += s[key + 1];
+  for (int64_t j0 = 0; j0 < visible; j0 += key_block_) {
+    const int64_t nb = std::min<int64_t>(key_block_, visible - j0);
+    // S = scale * Q K^T for this key block (the head's columns of k, read in place).
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(nb), hd, scale, Qs,
+                hd, k + j0 * kv_dim + int64_t(g) * hd, static_cast<int>(kv_dim), 0.0f, S, static_cast<int>(ld_));
+    for (int64_t m = 0; m < M; ++m) {
+      float* s = S + m * ld_;
+      RowState& rs = st[m];
+      const int64_t row = i0 + m % rows;                         // full index of the query
+      const int64_t len = std::min<int64_t>(nb, row + 1 - j0);  // causal: keys <= row
+      if (len <= 0) {
+        std::fill(s, s + nb, 0.0f);
+        continue;
       }
-      const double dinv = 1.0 / static_cast<double>(sum);
-      echo += e * dinv;
-      ind += d * dinv;
+      const float bmax = row_max(s, len);
+      if (bmax > rs.max) {  // online softmax: move the row to the new reference
+        if (j0 > 0) {
+          const float f = std::exp(rs.max - bmax);
+          rs.sum *= f;
+          rs.echo *= f;
+          rs.ind *= f;
+          if (out)
+            for (int d = 0; d < hd; ++d) O[m * hd + d] *= f;
+        }
+        rs.max = bmax;
+      }
+      rs.sum += exp_shift_sum(s, len, rs.max);
+      std::fill(s + len, s + nb, 0.0f);
+      if (row > L && row <= last_row) {
+        // Query i = row - 1 of the random part; its earlier occurrences j = i - m L sit at full
+        // index key = j + 1 (echo), and the tokens after them at key + 1 (induction).
+        for (int64_t key = row - L; key >= 1; key -= L) {
+          if (key >= j0 && key < j0 + len) rs.echo += s[key - j0];
+          if (key + 1 >= j0 && key + 1 < j0 + len) rs.ind += s[key + 1 - j0];
+        }
+      }
     }
+    if (out)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(M), hd, static_cast<int>(nb), 1.0f,
+                  S, static_cast<int>(ld_), v + j0 * kv_dim + int64_t(g) * hd, static_cast<int>(kv_dim),
+                  j0 == 0 ? 0.0f : 1.0f, O, hd);
   }
-  ind_part[size_t(h) * n_tiles_ + t] = ind;
-  echo_part[size_t(h) * n_tiles_ + t] = echo;
-  if (!out) return;
 
-  // O = P V with unnormalised P, then each row scaled by 1 / sum.
-  float* o = out + i0 * q_dim + int64_t(h) * hd;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), hd, static_cast<int>(visible),
-              1.0f, S, static_cast<int>(ld), v + int64_t(g) * hd, static_cast<int>(kv_dim), 0.0f, o,
-              static_cast<int>(q_dim));
-  for (int64_t r = 0; r < rows; ++r) {
-    float* orow = o + r * q_dim;
-    const float f = inv[r];
-    for (int d = 0; d < hd; ++d) orow[d] *= f;
+  for (int a = 0; a < G; ++a) {
+    double ind = 0.0, echo = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const RowState& rs = st[a * rows + r];
+      const double inv = 1.0 / rs.sum;
+      ind += rs.ind * inv;
+      echo += rs.echo * inv;
+      if (out) {
+        const float f = static_cast<float>(inv);
+        const float* src = O + (a * rows + r) * hd;
+        float* dst = out + (i0 + r) * q_dim + int64_t(g * G + a) * hd;
+        for (int d = 0; d < hd; ++d) dst[d] = src[d] * f;
+      }
+    }
+    ind_part_[size_t(g * G + a) * n_tiles_ + t] = ind;
+    echo_part_[size_t(g * G + a) * n_tiles_ + t] = echo;
   }
 }
 
 void FusedProbeKernel::run(const float* q, const float* k, const float* v, float* out, double* induction,
                            double* echo) {
-  const int H = shape_.n_heads, n_items = H * n_tiles_;
+  const int KV = shape_.n_kv_heads, n_items = KV * n_tiles_;
   // Largest tiles (most keys) first, so the dynamic schedule ends balanced.
 #pragma omp parallel num_threads(threads_)
   {
-    float* S = scratch_[omp_get_thread_num()];
+    // BLAS calls in here run single-threaded. OpenBLAS sees that by itself inside an active
+    // team, but a team of one is inactive: cap this task's nested thread count (an ICV local to
+    // the region, restored when it ends).
+    omp_set_num_threads(1);
+    const int th = omp_get_thread_num();
 #pragma omp for schedule(dynamic, 1)
     for (int w = 0; w < n_items; ++w) {
-      const int t = n_tiles_ - 1 - w / H, h = w % H;
-      tile(h, t, q, k, v, out, S, ind_part_.data(), echo_part_.data());
+      const int t = n_tiles_ - 1 - w / KV, g = w % KV;
+      tile(g, t, q, k, v, out, scratch_[th], state_[th].data());
     }
   }
   // Fixed-order reduction: the same scores whatever the schedule.
   const double rows = static_cast<double>(shape_.repeats - 1) * shape_.length;
-  for (int h = 0; h < H; ++h) {
+  for (int h = 0; h < shape_.n_heads; ++h) {
     double a = 0.0, b = 0.0;
     for (int t = 0; t < n_tiles_; ++t) {
       a += ind_part_[size_t(h) * n_tiles_ + t];
@@ -244,9 +288,10 @@ void FusedProbeKernel::run(const float* q, const float* k, const float* v, float
 }
 
 ProbeAttention::ProbeAttention(const ModelConfig& config, int length, int repeats, int threads,
-                               std::function<void(int)> on_layer)
+                               std::function<void(int)> on_layer, int tile_rows, int key_block)
     : config_(config),
-      kernel_(FusedShape{config.n_heads, config.n_kv_heads, config.head_dim, length, repeats}, threads),
+      kernel_(FusedShape{config.n_heads, config.n_kv_heads, config.head_dim, length, repeats}, threads, tile_rows,
+              key_block),
       on_layer_(std::move(on_layer)) {
   induction.assign(config.n_layers, std::vector<double>(config.n_heads, 0.0));
   echo.assign(config.n_layers, std::vector<double>(config.n_heads, 0.0));

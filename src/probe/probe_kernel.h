@@ -6,6 +6,7 @@
 // one S tile per thread: never a T x T matrix.
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -27,14 +28,20 @@ struct FusedShape {
 };
 
 // One instance per probe run: per-thread scratch is allocated once, in the constructor.
+// Work items are (KV head, tile of query rows): the KV head's query heads are stacked into one
+// GEMM, keys are processed in blocks with an online softmax (running max and sum per row), so
+// the S block stays in cache whatever the sequence length.
 class FusedProbeKernel {
  public:
-  FusedProbeKernel(const FusedShape& shape, int threads, int tile_rows = 64);
+  // tile_rows / key_block 0: chosen from the shape.
+  FusedProbeKernel(const FusedShape& shape, int threads, int tile_rows = 0, int key_block = 0);
   ~FusedProbeKernel();
   FusedProbeKernel(const FusedProbeKernel&) = delete;
   FusedProbeKernel& operator=(const FusedProbeKernel&) = delete;
 
   const FusedShape& shape() const { return shape_; }
+  int tile_rows() const { return tile_rows_; }
+  int key_block() const { return key_block_; }
 
   // q [n][n_heads * head_dim], k and v [n][n_kv_heads * head_dim] (post-RoPE), n = n_tokens().
   // out [n][n_heads * head_dim], or nullptr to skip O = P V. induction/echo: [n_heads] mean
@@ -42,14 +49,19 @@ class FusedProbeKernel {
   void run(const float* q, const float* k, const float* v, float* out, double* induction, double* echo);
 
  private:
-  void tile(int head, int tile_index, const float* q, const float* k, const float* v, float* out,
-            float* scratch, double* ind_part, double* echo_part) const;
+  struct RowState {
+    float max = -std::numeric_limits<float>::infinity();
+    double sum = 0.0, echo = 0.0, ind = 0.0;  // relative to exp(max)
+  };
+  void tile(int kv_head, int tile_index, const float* q, const float* k, const float* v, float* out, float* buf,
+            RowState* state);
 
   FusedShape shape_;
-  int threads_, tile_rows_, n_tiles_;
-  int64_t ld_max_;
-  std::vector<float*> scratch_;             // per thread: tile_rows * ld_max floats, 64-byte aligned
-  std::vector<double> ind_part_, echo_part_;  // [head][tile]
+  int threads_, group_ = 1, tile_rows_ = 0, key_block_ = 0, n_tiles_ = 0;
+  int64_t ld_ = 0;
+  std::vector<float*> scratch_;                 // per thread, 64-byte aligned: S block, Q stack, O
+  std::vector<std::vector<RowState>> state_;    // per thread
+  std::vector<double> ind_part_, echo_part_;    // [head][tile]
 };
 
 // The PrefillAttention the probe hands to Session::prefill: fused attention per layer, scores
@@ -57,7 +69,7 @@ class FusedProbeKernel {
 class ProbeAttention : public PrefillAttention {
  public:
   ProbeAttention(const ModelConfig& config, int length, int repeats, int threads,
-                 std::function<void(int layer)> on_layer = {});
+                 std::function<void(int layer)> on_layer = {}, int tile_rows = 0, int key_block = 0);
   void attend(int layer, int n, const float* q, const float* k, const float* v, float* out) override;
 
   // The last layer's attention output feeds nothing the probe reads: skip its P V product
