@@ -310,6 +310,21 @@ TEST(KvCache, BytesHeldEqualAllocatedCapacityPerPolicy) {
       }
     EXPECT_EQ(cache.bytes_held(), want) << k.name;
   }
+  // Static mode with a window covering the prompt drops nothing: no compensation token, and
+  // exactly the bytes of the full cache.
+  KVPolicy wide;
+  wide.retrieval = table(c, false);
+  wide.window = N;
+  KVCache w(c, wide, total);
+  for (int l = 0; l < c.n_layers; ++l) {
+    w.append(l, N, K.data(), K.data());
+    w.compress_layer(l, N);
+  }
+  EXPECT_EQ(w.head(0, 0).dropped, 0);
+  EXPECT_EQ(w.bytes_held(), allocated(w, c));
+  EXPECT_EQ(w.bytes_held(), w.bytes_full(total));
+  EXPECT_EQ(w.bytes_held(), razor::predicted_kv_bytes(c, wide, N, total));
+
   KVCache full(c, KVPolicy{}, total);
   for (int l = 0; l < c.n_layers; ++l) full.append(l, 1, K.data(), K.data());
   EXPECT_EQ(full.bytes_held(), full.bytes_full(total));

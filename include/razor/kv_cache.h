@@ -39,7 +39,8 @@ struct HeadCache {
   int rows = 0;             // rows in use
   int ring_next = -1;       // rolling mode: next window row to overwrite (-1 = append)
   // Compensation token: running sums over the dropped set D (double, so that incremental
-  // updates in rolling mode equal a recomputation from scratch). Empty without compensation.
+  // updates in rolling mode equal a recomputation from scratch). Empty without compensation,
+  // and in static mode when nothing was dropped.
   std::vector<double> k_sum, v_sum;
   int64_t dropped = 0;      // |D|
 };

@@ -161,7 +161,8 @@ size_t predicted_kv_bytes(const ModelConfig& c, const KVPolicy& p, int n_prompt,
   size_t rows = p.mode == CompressMode::Rolling ? static_cast<size_t>(N0 + W)
                                                 : static_cast<size_t>(kept + std::max(0, max_tokens - n));
   rows = std::max(rows, static_cast<size_t>(kept));
-  const size_t compressed = rows * row_bytes + (p.compensation ? 2 * hd * sizeof(double) : 0);
+  const bool comp = p.compensation && (drop_end > keep_front || p.mode == CompressMode::Rolling);
+  const size_t compressed = rows * row_bytes + (comp ? 2 * hd * sizeof(double) : 0);
   size_t total = 0;
   for (int l = 0; l < c.n_layers; ++l)
     for (int g = 0; g < c.n_kv_heads; ++g) total += p.retrieval[l][g] ? full_rows * row_bytes : compressed;

@@ -155,12 +155,13 @@ void KVCache::compress_layer(int layer, int n_prompt) {
     HeadCache& h = head_mut(layer, g);
     if (h.retrieval) continue;
     const int rows = h.rows;
-    if (policy_.compensation) {
+    int keep_front = std::min(N0, rows);
+    int drop_end = std::max(keep_front, rows - W);  // D = [keep_front, drop_end)
+    // The compensation token exists once something is dropped: now, or (rolling) later on.
+    if (policy_.compensation && (drop_end > keep_front || policy_.mode == CompressMode::Rolling)) {
       h.k_sum.assign(hd, 0.0);
       h.v_sum.assign(hd, 0.0);
     }
-    int keep_front = std::min(N0, rows);
-    int drop_end = std::max(keep_front, rows - W);  // D = [keep_front, drop_end)
     for (int r = keep_front; r < drop_end; ++r) drop(h, h.k.data() + r * hd, h.v.data() + r * hd);
     const int kept = rows - (drop_end - keep_front);
     const size_t capacity = policy_.mode == CompressMode::Rolling
