@@ -19,6 +19,20 @@ inline double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// CPU time of the calling thread / of the whole process (seconds). On a shared machine the
+// thread's CPU time of a single-threaded run measures the work without the time spent waiting
+// for a core.
+inline double thread_cpu() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+inline double process_cpu() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
 // Deterministic token ids in [lo, hi).
 inline std::vector<int> random_tokens(int n, int lo, int hi, uint64_t seed) {
   std::vector<int> t(static_cast<size_t>(n));

@@ -1,8 +1,12 @@
+// Attention kernels. Prefill: query tiles against all visible keys with BLAS GEMMs and a
+// vectorized softmax. Decode: one pass over K (16 keys at a time for all query heads of the
+// group) and one over V, both streamed once per KV head, AVX-512 for head_dim a multiple of 16.
 #include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "ops/ops.h"
 
@@ -12,35 +16,163 @@ void attend_causal(const float* q, int64_t ldq, int64_t n, const float* K, const
                    int head_dim, float* out, int64_t ldo, float* scratch) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const int64_t past = m - n;  // tokens before the first query
+  float inv[kAttnTile];
   for (int64_t i0 = 0; i0 < n; i0 += kAttnTile) {
     const int64_t rows = std::min(kAttnTile, n - i0);
     const int64_t visible = past + i0 + rows;  // keys seen by the tile's last row
     // S = scale * Q K^T over the visible keys; later rows of the tile see more keys.
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                static_cast<int>(visible), head_dim, scale, q + i0 * ldq, static_cast<int>(ldq), K,
-                head_dim, 0.0f, scratch, static_cast<int>(visible));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(visible),
+                head_dim, scale, q + i0 * ldq, static_cast<int>(ldq), K, head_dim, 0.0f, scratch,
+                static_cast<int>(visible));
     for (int64_t r = 0; r < rows; ++r) {
       float* s = scratch + r * visible;
       const int64_t len = past + i0 + r + 1;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < len; ++j) mx = std::max(mx, s[j]);
-      float sum = 0.0f;
-      for (int64_t j = 0; j < len; ++j) {
-        s[j] = std::exp(s[j] - mx);
-        sum += s[j];
-      }
-      const float inv = 1.0f / sum;
-      for (int64_t j = 0; j < len; ++j) s[j] *= inv;
+      inv[r] = 1.0f / exp_shifted_inplace(s, len);
       std::fill(s + len, s + visible, 0.0f);
     }
+    // out = P V, then each row divided by its softmax denominator.
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), head_dim,
                 static_cast<int>(visible), 1.0f, scratch, static_cast<int>(visible), V, head_dim, 0.0f,
                 out + i0 * ldo, static_cast<int>(ldo));
+    for (int64_t r = 0; r < rows; ++r) {
+      float* o = out + (i0 + r) * ldo;
+      const float f = inv[r];
+#pragma omp simd
+      for (int d = 0; d < head_dim; ++d) o[d] *= f;
+    }
   }
 }
 
-void attend_decode(const float* q, int g, const float* K, const float* V, int64_t m, int head_dim,
-                   const float* kc, const float* vc, float comp_log, float* out, float* scratch) {
+namespace {
+
+#if defined(__AVX512F__)
+
+// Sums of 16 vectors, lane j of the result = horizontal sum of a[j].
+inline __m512 hsum16(const __m512 (&a)[16]) {
+  __m512 u[4];
+  for (int g = 0; g < 4; ++g) {
+    const __m512 *x = a + 4 * g;
+    const __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(x[0], x[1]), _mm512_unpackhi_ps(x[0], x[1]));
+    const __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(x[2], x[3]), _mm512_unpackhi_ps(x[2], x[3]));
+    // per 128-bit block b: [x0_b, x1_b, x2_b, x3_b] (partial sums over that block)
+    u[g] = _mm512_add_ps(_mm512_shuffle_ps(t01, t23, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(t01, t23, _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  const __m512 w01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x44), _mm512_shuffle_f32x4(u[0], u[1], 0xEE));
+  const __m512 w23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x44), _mm512_shuffle_f32x4(u[2], u[3], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(w01, w23, 0x88), _mm512_shuffle_f32x4(w01, w23, 0xDD));
+}
+
+// s[r * lds + j] = scale * q_r . K_j for g heads and keys [0, m); head_dim = 16 * NV.
+template <int NV>
+void qk_logits(const float* q, int g, const float* K, int64_t m, float scale, float* s, int64_t lds) {
+  constexpr int hd = 16 * NV;
+  const __m512 vs = _mm512_set1_ps(scale);
+  int64_t j0 = 0;
+  for (; j0 + 16 <= m; j0 += 16) {
+    const float* kb = K + j0 * hd;
+    for (int r = 0; r < g; ++r) {
+      __m512 qv[NV];
+      for (int v = 0; v < NV; ++v) qv[v] = _mm512_loadu_ps(q + r * hd + 16 * v);
+      __m512 acc[16];
+#pragma GCC unroll 16
+      for (int jj = 0; jj < 16; ++jj) {
+        __m512 a = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kb + jj * hd));
+        for (int v = 1; v < NV; ++v) a = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kb + jj * hd + 16 * v), a);
+        acc[jj] = a;
+      }
+      _mm512_storeu_ps(s + r * lds + j0, _mm512_mul_ps(hsum16(acc), vs));
+    }
+  }
+  for (; j0 < m; ++j0) {
+    const float* k = K + j0 * hd;
+    for (int r = 0; r < g; ++r) {
+      __m512 a = _mm512_mul_ps(_mm512_loadu_ps(q + r * hd), _mm512_loadu_ps(k));
+      for (int v = 1; v < NV; ++v) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + r * hd + 16 * v), _mm512_loadu_ps(k + 16 * v), a);
+      s[r * lds + j0] = _mm512_reduce_add_ps(a) * scale;
+    }
+  }
+}
+
+// out[r] += sum_j p[r * ldp + j] V_j for HG heads, keys [j0, j1); head_dim = 16 * NV.
+template <int NV, int HG>
+void pv_accumulate(const float* p, int64_t ldp, const float* V, int64_t j0, int64_t j1, float* out) {
+  constexpr int hd = 16 * NV;
+  __m512 acc[HG][NV];
+  for (int r = 0; r < HG; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_loadu_ps(out + r * hd + 16 * v);
+  for (int64_t j = j0; j < j1; ++j) {
+    __m512 vv[NV];
+    for (int v = 0; v < NV; ++v) vv[v] = _mm512_loadu_ps(V + j * hd + 16 * v);
+    for (int r = 0; r < HG; ++r) {
+      const __m512 pr = _mm512_set1_ps(p[r * ldp + j]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(pr, vv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < HG; ++r)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(out + r * hd + 16 * v, acc[r][v]);
+}
+
+template <int NV, int H = 2>
+void pv_group(int hg, const float* p, int64_t ldp, const float* V, int64_t j0, int64_t j1, float* out) {
+  if constexpr (H <= 8 && H * NV <= 24) {
+    if (hg == H) return pv_accumulate<NV, H>(p, ldp, V, j0, j1, out);
+    return pv_group<NV, H + 1>(hg, p, ldp, V, j0, j1, out);
+  } else {
+    for (int r = 0; r < hg; ++r) pv_accumulate<NV, 1>(p + r * ldp, ldp, V, j0, j1, out + r * 16 * NV);
+  }
+}
+
+template <int NV>
+void attend_decode_avx512(const float* q, int g, const float* K, const float* V, int64_t m, const float* kc,
+                          const float* vc, float comp_log, float* out, float* scratch) {
+  constexpr int hd = 16 * NV;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t cols = m + (kc ? 1 : 0);
+  qk_logits<NV>(q, g, K, m, scale, scratch, cols);
+  if (kc)
+    for (int r = 0; r < g; ++r) scratch[r * cols + m] = dot(q + r * hd, kc, hd) * scale + comp_log;
+  float inv[64];
+  float* invp = g <= 64 ? inv : nullptr;
+  std::vector<float> inv_big;
+  if (!invp) {
+    inv_big.resize(static_cast<size_t>(g));
+    invp = inv_big.data();
+  }
+  for (int r = 0; r < g; ++r) invp[r] = 1.0f / exp_shifted_inplace(scratch + r * cols, cols);
+  std::fill(out, out + static_cast<int64_t>(g) * hd, 0.0f);
+  // Heads in groups whose accumulators fit in registers; keys in chunks that stay in L1 while
+  // every group reads them.
+  const int max_hg = std::max(1, std::min(8, 24 / NV));
+  const int n_groups = (g + max_hg - 1) / max_hg;
+  constexpr int64_t chunk = 4096 / hd;  // 16 KiB of V
+  for (int64_t j0 = 0; j0 < m; j0 += chunk) {
+    const int64_t j1 = std::min(m, j0 + chunk);
+    for (int gi = 0, r0 = 0; gi < n_groups; ++gi) {
+      const int hg = (g - r0 + (n_groups - gi) - 1) / (n_groups - gi);
+      pv_group<NV>(hg, scratch + r0 * cols, cols, V, j0, j1, out + r0 * hd);
+      r0 += hg;
+    }
+  }
+  for (int r = 0; r < g; ++r) {
+    float* o = out + r * hd;
+    const float f = invp[r];
+    const __m512 vf = _mm512_set1_ps(f);
+    if (vc) {
+      const __m512 pc = _mm512_set1_ps(scratch[r * cols + m]);
+      for (int v = 0; v < NV; ++v)
+        _mm512_storeu_ps(o + 16 * v,
+                         _mm512_mul_ps(_mm512_fmadd_ps(pc, _mm512_loadu_ps(vc + 16 * v), _mm512_loadu_ps(o + 16 * v)), vf));
+    } else {
+      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(o + 16 * v, _mm512_mul_ps(_mm512_loadu_ps(o + 16 * v), vf));
+    }
+  }
+}
+
+#endif  // __AVX512F__
+
+void attend_decode_generic(const float* q, int g, const float* K, const float* V, int64_t m, int head_dim,
+                           const float* kc, const float* vc, float comp_log, float* out, float* scratch) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const int64_t cols = m + (kc ? 1 : 0);
   // Logits: each key row is read once for all g query heads of the group.
@@ -52,14 +184,7 @@ void attend_decode(const float* q, int g, const float* K, const float* V, int64_
     for (int r = 0; r < g; ++r) scratch[r * cols + m] = dot(q + r * head_dim, kc, head_dim) * scale + comp_log;
   for (int r = 0; r < g; ++r) {
     float* s = scratch + r * cols;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, s[j]);
-    float sum = 0.0f;
-    for (int64_t j = 0; j < cols; ++j) {
-      s[j] = std::exp(s[j] - mx);
-      sum += s[j];
-    }
-    const float inv = 1.0f / sum;
+    const float inv = 1.0f / exp_shifted_inplace(s, cols);
     for (int64_t j = 0; j < cols; ++j) s[j] *= inv;
     std::fill(out + r * head_dim, out + (r + 1) * head_dim, 0.0f);
   }
@@ -78,6 +203,26 @@ void attend_decode(const float* q, int g, const float* K, const float* V, int64_
       float* o = out + r * head_dim;
       for (int d = 0; d < head_dim; ++d) o[d] += p * vc[d];
     }
+}
+
+}  // namespace
+
+void attend_decode(const float* q, int g, const float* K, const float* V, int64_t m, int head_dim,
+                   const float* kc, const float* vc, float comp_log, float* out, float* scratch) {
+  if (m <= 0 && !kc) {  // nothing visible
+    std::fill(out, out + static_cast<int64_t>(g) * head_dim, 0.0f);
+    return;
+  }
+#if defined(__AVX512F__)
+  switch (head_dim) {
+    case 32: return attend_decode_avx512<2>(q, g, K, V, m, kc, vc, comp_log, out, scratch);
+    case 64: return attend_decode_avx512<4>(q, g, K, V, m, kc, vc, comp_log, out, scratch);
+    case 128: return attend_decode_avx512<8>(q, g, K, V, m, kc, vc, comp_log, out, scratch);
+    case 16: return attend_decode_avx512<1>(q, g, K, V, m, kc, vc, comp_log, out, scratch);
+    default: break;
+  }
+#endif
+  attend_decode_generic(q, g, K, V, m, head_dim, kc, vc, comp_log, out, scratch);
 }
 
 }  // namespace razor::ops
