@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -12,8 +13,12 @@
 
 namespace razor::ops {
 
-void attend_causal(const float* q, int64_t ldq, int64_t n, const float* K, const float* V, int64_t m,
-                   int head_dim, float* out, int64_t ldo, float* scratch) {
+namespace {
+
+// Reference path (any head_dim, no AVX-512): query tiles of kAttnTile rows against all visible
+// keys with two BLAS GEMMs; the scores tile lives in `scratch`.
+void attend_causal_blas(const float* q, int64_t ldq, int64_t n, const float* K, const float* V, int64_t m,
+                        int head_dim, float* out, int64_t ldo, float* scratch) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const int64_t past = m - n;  // tokens before the first query
   float inv[kAttnTile];
@@ -41,6 +46,193 @@ void attend_causal(const float* q, int64_t ldq, int64_t n, const float* K, const
       for (int d = 0; d < head_dim; ++d) o[d] *= f;
     }
   }
+}
+
+#if defined(__AVX512F__)
+
+// Flash-style causal attention (online softmax over key blocks), head_dim = 16 * NV.
+//
+// K is transposed once per call into blocks of kBK keys, [block][d][kBK], so that a score row
+// segment is a vector over keys. Queries go in tiles of up to kQT rows; for each key block the
+// tile's micro-tiles of R = 24 / NV rows compute S = Q K^T (R x kBK, in registers), update their
+// running max / denominator, rescale their output rows and accumulate P V with R x NV vector
+// accumulators. Nothing of size m x n is materialised; a key block is reused by the whole query
+// tile while it is in L1/L2.
+constexpr int kBK = 64;
+constexpr int kQT = 96;
+
+// 64-byte aligned growable buffer (thread_local instances).
+struct ThreadBuf {
+  float* ptr = nullptr;
+  size_t cap = 0;
+  ~ThreadBuf() { std::free(ptr); }
+  float* get(size_t n) {
+    if (n > cap) {
+      std::free(ptr);
+      ptr = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
+      if (!ptr) throw Error("out of memory in attention scratch");
+      cap = n;
+    }
+    return ptr;
+  }
+};
+
+template <int NV>
+void attend_causal_flash(const float* q, int64_t ldq, int64_t n, const float* K, const float* V, int64_t m,
+                         float* out, int64_t ldo) {
+  constexpr int hd = 16 * NV;
+  constexpr int R = 24 / NV;              // rows per micro-tile
+  constexpr int KW = kBK / 16;                    // key vectors per score row (64 keys)
+  constexpr int SP = 1;                           // S passes per key block
+  constexpr int RS = R * KW <= 24 ? R : 24 / KW;  // rows per S sub-pass (accumulators <= 24)
+  static_assert(R % RS == 0, "micro-tile split");
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t past = m - n;
+  const int64_t nblocks = (m + kBK - 1) / kBK;
+
+  static thread_local ThreadBuf kt_buf, o_buf, ml_buf;
+  float* KT = kt_buf.get(static_cast<size_t>(nblocks) * hd * kBK + 16);
+  for (int64_t b = 0; b < nblocks; ++b) {
+    float* dst = KT + b * hd * kBK;
+    const int64_t kn = std::min<int64_t>(kBK, m - b * kBK);
+    for (int64_t jj = 0; jj < kn; ++jj) {
+      const float* src = K + (b * kBK + jj) * hd;
+      for (int d = 0; d < hd; ++d) dst[d * kBK + jj] = src[d];
+    }
+    for (int64_t jj = kn; jj < kBK; ++jj)
+      for (int d = 0; d < hd; ++d) dst[d * kBK + jj] = 0.0f;
+  }
+  constexpr int QT = (kQT + R - 1) / R * R;
+  float* O = o_buf.get(static_cast<size_t>(QT) * hd);
+  float* M = ml_buf.get(2 * QT + static_cast<size_t>(QT) * hd);  // running max, denominator, queries
+  float* Qp = M + 2 * QT;  // the query tile, scaled, per micro-tile [d][R]
+  float* L = M + QT;
+  alignas(64) float P[R][kBK];
+  const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+
+  for (int64_t q0 = 0; q0 < n; q0 += QT) {
+    const int64_t qrows = std::min<int64_t>(QT, n - q0);
+    std::fill(O, O + qrows * hd, 0.0f);
+    std::fill(M, M + qrows, -INFINITY);
+    std::fill(L, L + qrows, 0.0f);
+    // Pack the tile's queries (times 1/sqrt(d)); rows past n repeat the last one (not stored).
+    for (int64_t t0 = 0; t0 < qrows; t0 += R)
+      for (int i = 0; i < R; ++i) {
+        const float* src = q + (q0 + std::min<int64_t>(t0 + i, qrows - 1)) * ldq;
+        for (int d = 0; d < hd; ++d) Qp[t0 * hd + d * R + i] = src[d] * scale;
+      }
+    const int64_t last_pos = past + q0 + qrows - 1;  // the tile's last query position
+    for (int64_t b = 0; b * kBK <= last_pos; ++b) {
+      const int64_t k0 = b * kBK;
+      const float* KTb = KT + b * hd * kBK;
+      for (int64_t t0 = 0; t0 < qrows; t0 += R) {
+        const int rows = static_cast<int>(std::min<int64_t>(R, qrows - t0));
+        const int64_t p_first = past + q0 + t0, p_last = p_first + rows - 1;
+        if (p_last < k0) continue;  // every row of this micro-tile is before the block
+        const float* Qt = Qp + t0 * hd;  // this micro-tile's queries, [d][R]
+        // S = scale * Q K^T for the block.
+        for (int sp = 0; sp < SP; ++sp)
+          for (int i0 = 0; i0 < R; i0 += RS) {
+            __m512 acc[RS][KW];
+            for (int i = 0; i < RS; ++i)
+              for (int w = 0; w < KW; ++w) acc[i][w] = _mm512_setzero_ps();
+            const float* kt = KTb + sp * 16 * KW;
+            for (int d = 0; d < hd; ++d) {
+              __m512 kv[KW];
+              for (int w = 0; w < KW; ++w) kv[w] = _mm512_load_ps(kt + d * kBK + 16 * w);
+              for (int i = 0; i < RS; ++i) {
+                const __m512 qb = _mm512_set1_ps(Qt[d * R + i0 + i]);
+                for (int w = 0; w < KW; ++w) acc[i][w] = _mm512_fmadd_ps(qb, kv[w], acc[i][w]);
+              }
+            }
+            for (int i = 0; i < RS; ++i)
+              for (int w = 0; w < KW; ++w) _mm512_store_ps(&P[i0 + i][sp * 16 * KW + 16 * w], acc[i][w]);
+          }
+        // Causal mask, online softmax update, output rescale.
+        const bool needs_mask = k0 + kBK - 1 > p_first;
+        int64_t jend = 0;  // keys [k0, k0 + jend) are visible to some row of the micro-tile
+        for (int i = 0; i < rows; ++i) {
+          const int64_t pos = p_first + i;
+          const int64_t visible = std::min<int64_t>(kBK, pos - k0 + 1);  // may be <= 0
+          jend = std::max(jend, visible);
+          __m512 sv[kBK / 16];
+          for (int w = 0; w < kBK / 16; ++w) {
+            sv[w] = _mm512_load_ps(&P[i][16 * w]);
+            if (needs_mask) {
+              const __mmask16 keep =
+                  _mm512_cmplt_epi32_mask(_mm512_add_epi32(lane, _mm512_set1_epi32(16 * w)),
+                                          _mm512_set1_epi32(static_cast<int>(std::max<int64_t>(visible, 0))));
+              sv[w] = _mm512_mask_blend_ps(keep, neg_inf, sv[w]);
+            }
+          }
+          __m512 mx = sv[0];
+          for (int w = 1; w < kBK / 16; ++w) mx = _mm512_max_ps(mx, sv[w]);
+          const float bmax = _mm512_reduce_max_ps(mx);
+          float* Orow = O + (t0 + i) * hd;
+          if (visible <= 0) {  // nothing visible in this block for this row
+            for (int w = 0; w < kBK / 16; ++w) _mm512_store_ps(&P[i][16 * w], _mm512_setzero_ps());
+            continue;
+          }
+          const float m_old = M[t0 + i], m_new = std::max(m_old, bmax);
+          const __m512 vm = _mm512_set1_ps(m_new);
+          __m512 sum = _mm512_setzero_ps();
+          for (int w = 0; w < kBK / 16; ++w) {
+            const __m512 e = exp512(_mm512_sub_ps(sv[w], vm));
+            _mm512_store_ps(&P[i][16 * w], e);
+            sum = _mm512_add_ps(sum, e);
+          }
+          const float alpha = m_old == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp512(_mm512_set1_ps(m_old - m_new)));
+          L[t0 + i] = L[t0 + i] * alpha + _mm512_reduce_add_ps(sum);
+          M[t0 + i] = m_new;
+          if (alpha != 1.0f) {
+            const __m512 va = _mm512_set1_ps(alpha);
+            for (int v = 0; v < NV; ++v) _mm512_store_ps(Orow + 16 * v, _mm512_mul_ps(_mm512_load_ps(Orow + 16 * v), va));
+          }
+        }
+        // O += P V over the visible keys of the block.
+        const int64_t jn = std::min<int64_t>(jend, m - k0);
+        __m512 acc[R][NV];
+        for (int i = 0; i < R; ++i)
+          for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_load_ps(O + (t0 + std::min(i, rows - 1)) * hd + 16 * v);
+        const float* Vb = V + k0 * hd;
+        for (int64_t j = 0; j < jn; ++j) {
+          __m512 vv[NV];
+          for (int v = 0; v < NV; ++v) vv[v] = _mm512_loadu_ps(Vb + j * hd + 16 * v);
+          for (int i = 0; i < R; ++i) {
+            const __m512 pb = _mm512_set1_ps(P[i][j]);
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(pb, vv[v], acc[i][v]);
+          }
+        }
+        for (int i = 0; i < rows; ++i)
+          for (int v = 0; v < NV; ++v) _mm512_store_ps(O + (t0 + i) * hd + 16 * v, acc[i][v]);
+      }
+    }
+    for (int64_t i = 0; i < qrows; ++i) {
+      const __m512 inv = _mm512_set1_ps(1.0f / L[i]);
+      float* o = out + (q0 + i) * ldo;
+      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(o + 16 * v, _mm512_mul_ps(_mm512_load_ps(O + i * hd + 16 * v), inv));
+    }
+  }
+}
+
+#endif  // __AVX512F__
+
+}  // namespace
+
+void attend_causal(const float* q, int64_t ldq, int64_t n, const float* K, const float* V, int64_t m,
+                   int head_dim, float* out, int64_t ldo, float* scratch) {
+  if (n <= 0) return;
+#if defined(__AVX512F__)
+  switch (head_dim) {
+    case 64: return attend_causal_flash<4>(q, ldq, n, K, V, m, out, ldo);
+    case 128: return attend_causal_flash<8>(q, ldq, n, K, V, m, out, ldo);
+    case 32: return attend_causal_flash<2>(q, ldq, n, K, V, m, out, ldo);
+    case 16: return attend_causal_flash<1>(q, ldq, n, K, V, m, out, ldo);
+    default: break;
+  }
+#endif
+  attend_causal_blas(q, ldq, n, K, V, m, head_dim, out, ldo, scratch);
 }
 
 namespace {
