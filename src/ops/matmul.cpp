@@ -72,86 +72,82 @@ inline void split(int64_t count, int t, int nt, int64_t align, int64_t& begin, i
 
 #if defined(__AVX512F__)
 
-// F32 weights: R rows at once, N activation rows, 16 columns per step.
-template <int R, int N>
-inline void gemv_f32_block(const float* w, int64_t cols, const float* X, float* Y, int64_t ldy, int64_t r) {
-  __m512 acc[R][N];
-  for (int k = 0; k < R; ++k)
-    for (int i = 0; i < N; ++i) acc[k][i] = _mm512_setzero_ps();
-  const int64_t cv = cols & ~int64_t(15);
-  for (int64_t c = 0; c < cv; c += 16) {
-    __m512 x[N];
-    for (int i = 0; i < N; ++i) x[i] = _mm512_loadu_ps(X + i * cols + c);
-    for (int k = 0; k < R; ++k) {
-      const __m512 wv = _mm512_loadu_ps(w + (r + k) * cols + c);
-      for (int i = 0; i < N; ++i) acc[k][i] = _mm512_fmadd_ps(wv, x[i], acc[k][i]);
-    }
-  }
-  if (cv < cols) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (cols - cv)) - 1);
-    __m512 x[N];
-    for (int i = 0; i < N; ++i) x[i] = _mm512_maskz_loadu_ps(m, X + i * cols + cv);
-    for (int k = 0; k < R; ++k) {
-      const __m512 wv = _mm512_maskz_loadu_ps(m, w + (r + k) * cols + cv);
-      for (int i = 0; i < N; ++i) acc[k][i] = _mm512_fmadd_ps(wv, x[i], acc[k][i]);
-    }
-  }
-  for (int k = 0; k < R; ++k)
-    for (int i = 0; i < N; ++i) Y[i * ldy + r + k] = _mm512_reduce_add_ps(acc[k][i]);
-}
+// Rows are processed one at a time so that each thread reads its weights as one sequential
+// stream (interleaving several short rows defeats the hardware prefetchers: measured 2-2.5x
+// less bandwidth with 4 interleaved rows of a 896-column matrix). Four accumulators per
+// activation row keep the FMA latency hidden.
 
+// F32 weights, N activation rows.
 template <int N>
 void gemv_f32_rows(const float* w, int64_t cols, const float* X, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
-  constexpr int R = N == 1 ? 8 : 4;
-  int64_t r = r0;
-  for (; r + R <= r1; r += R) gemv_f32_block<R, N>(w, cols, X, Y, ldy, r);
-  for (; r < r1; ++r) gemv_f32_block<1, N>(w, cols, X, Y, ldy, r);
+  const int64_t c64 = cols & ~int64_t(63);
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* p = w + r * cols;
+    __m512 acc[N][4];
+    for (int i = 0; i < N; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < c64; c += 64) {
+      const __m512 w0 = _mm512_loadu_ps(p + c), w1 = _mm512_loadu_ps(p + c + 16);
+      const __m512 w2 = _mm512_loadu_ps(p + c + 32), w3 = _mm512_loadu_ps(p + c + 48);
+      for (int i = 0; i < N; ++i) {
+        const float* x = X + i * cols + c;
+        acc[i][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x), acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + 16), acc[i][1]);
+        acc[i][2] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x + 32), acc[i][2]);
+        acc[i][3] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(x + 48), acc[i][3]);
+      }
+    }
+    for (int64_t c = c64; c < cols; c += 16) {
+      const __mmask16 m = cols - c >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (cols - c)) - 1);
+      const __m512 wv = _mm512_maskz_loadu_ps(m, p + c);
+      for (int i = 0; i < N; ++i) acc[i][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, X + i * cols + c), acc[i][0]);
+    }
+    for (int i = 0; i < N; ++i)
+      Y[i * ldy + r] = _mm512_reduce_add_ps(
+          _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3])));
+  }
 }
 
 // BF16 weights. A 32-bit lane of 32 loaded bf16 values holds elements (2j, 2j+1): shifting left
 // by 16 gives element 2j as f32, masking the low half gives element 2j+1. Activations are
 // pre-permuted to match: per 32 columns, 16 even then 16 odd ones (zero-padded to 32).
-template <int R, int N>
-inline void gemv_bf16_block(const uint16_t* w, int64_t cols, const float* xp, int64_t ldxp, float* Y, int64_t ldy,
-                            int64_t r) {
-  __m512 acc[R][N][2];
-  for (int k = 0; k < R; ++k)
-    for (int i = 0; i < N; ++i) acc[k][i][0] = acc[k][i][1] = _mm512_setzero_ps();
-  const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
-  const int64_t cv = cols & ~int64_t(31);
-  auto step = [&](int64_t c, auto load) {
-    __m512 xe[N], xo[N];
-    for (int i = 0; i < N; ++i) {
-      xe[i] = _mm512_load_ps(xp + i * ldxp + c);
-      xo[i] = _mm512_load_ps(xp + i * ldxp + c + 16);
-    }
-    for (int k = 0; k < R; ++k) {
-      const __m512i v = load(w + (r + k) * cols + c);
-      const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-      const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
-      for (int i = 0; i < N; ++i) {
-        acc[k][i][0] = _mm512_fmadd_ps(we, xe[i], acc[k][i][0]);
-        acc[k][i][1] = _mm512_fmadd_ps(wo, xo[i], acc[k][i][1]);
-      }
-    }
-  };
-  for (int64_t c = 0; c < cv; c += 32) step(c, [](const uint16_t* p) { return _mm512_loadu_si512(p); });
-  if (cv < cols) {
-    const __mmask32 m = static_cast<__mmask32>((uint64_t(1) << (cols - cv)) - 1);
-    step(cv, [m](const uint16_t* p) { return _mm512_maskz_loadu_epi16(m, p); });
-  }
-  for (int k = 0; k < R; ++k)
-    for (int i = 0; i < N; ++i)
-      Y[i * ldy + r + k] = _mm512_reduce_add_ps(_mm512_add_ps(acc[k][i][0], acc[k][i][1]));
-}
-
 template <int N>
 void gemv_bf16_rows(const uint16_t* w, int64_t cols, const float* xp, int64_t ldxp, float* Y, int64_t ldy,
                     int64_t r0, int64_t r1) {
-  constexpr int R = N <= 2 ? 4 : 2;
-  int64_t r = r0;
-  for (; r + R <= r1; r += R) gemv_bf16_block<R, N>(w, cols, xp, ldxp, Y, ldy, r);
-  for (; r < r1; ++r) gemv_bf16_block<1, N>(w, cols, xp, ldxp, Y, ldy, r);
+  const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+  const int64_t c64 = cols & ~int64_t(63);
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint16_t* p = w + r * cols;
+    __m512 acc[N][4];
+    for (int i = 0; i < N; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < c64; c += 64) {
+      const __m512i v = _mm512_loadu_si512(p + c), u = _mm512_loadu_si512(p + c + 32);
+      const __m512 ve = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+      const __m512 vo = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
+      const __m512 ue = _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+      const __m512 uo = _mm512_castsi512_ps(_mm512_and_si512(u, hi));
+      for (int i = 0; i < N; ++i) {
+        const float* x = xp + i * ldxp + c;
+        acc[i][0] = _mm512_fmadd_ps(ve, _mm512_load_ps(x), acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(vo, _mm512_load_ps(x + 16), acc[i][1]);
+        acc[i][2] = _mm512_fmadd_ps(ue, _mm512_load_ps(x + 32), acc[i][2]);
+        acc[i][3] = _mm512_fmadd_ps(uo, _mm512_load_ps(x + 48), acc[i][3]);
+      }
+    }
+    for (int64_t c = c64; c < cols; c += 32) {
+      const __mmask32 m = cols - c >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((uint64_t(1) << (cols - c)) - 1);
+      const __m512i v = _mm512_maskz_loadu_epi16(m, p + c);
+      const __m512 ve = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+      const __m512 vo = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
+      for (int i = 0; i < N; ++i) {
+        const float* x = xp + i * ldxp + c;
+        acc[i][0] = _mm512_fmadd_ps(ve, _mm512_load_ps(x), acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(vo, _mm512_load_ps(x + 16), acc[i][1]);
+      }
+    }
+    for (int i = 0; i < N; ++i)
+      Y[i * ldy + r] = _mm512_reduce_add_ps(
+          _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3])));
+  }
 }
 
 template <typename F>
