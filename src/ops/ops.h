@@ -10,10 +10,11 @@
 
 namespace razor::ops {
 
-// Y[n][W.rows] = X[n][W.cols] * W^T. n <= 4: AVX-512 GEMV (BF16 widened exactly), small matrices
-// on the calling thread. n > 4: F32 goes to BLAS; BF16 converts weight panels to F32 for BLAS GEMM
-// (exact), or, when bf16_activations() is on and n >= 16, rounds X to BF16 and uses the
-// AVX512-BF16 GEMM. Multithreaded with OpenMP (single-threaded when called inside a region).
+// Y[n][W.rows] = X[n][W.cols] * W^T. n <= 4: AVX-512 GEMV (BF16 widened exactly), on the
+// calling thread below 32 MiB of weights (memory-bound: one core saturates the bandwidth).
+// n > 4: F32 goes to BLAS; BF16 converts weight panels to F32 for BLAS GEMM (exact), or, when
+// bf16_activations() is on and n >= 16, rounds X to BF16 and uses the AVX512-BF16 GEMM.
+// Multithreaded with OpenMP (single-threaded when called inside a parallel region).
 void matmul(const Matrix& W, const float* X, int64_t n, float* Y);
 
 // Opt-in, process-wide: BF16-weight products with n >= 16 rows (prefill) round the activations
