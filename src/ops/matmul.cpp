@@ -282,8 +282,8 @@ void bf16_gemm_exact(const Matrix& W, const float* X, int64_t n, float* Y) {
 
 constexpr int kMR = 12;
 constexpr int kNR = 32;
-constexpr int64_t kKcPairs = 512;  // K slice (pairs) per packed weight block
-constexpr int kJBlock = 4;         // weight micro-panels per packed block
+constexpr int64_t kKcPairs = 2560;  // K slice (pairs) per packed weight block
+constexpr int kJBlock = 2;         // weight micro-panels per packed block
 
 inline uint16_t f32_to_bf16_rne(float f) {
   uint32_t u;
