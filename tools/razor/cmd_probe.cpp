@@ -1,4 +1,5 @@
 // razor probe: find retrieval heads (SPEC section 2) and write the heads file(s).
+#include <omp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -32,7 +33,8 @@ std::string fmt_ratio(double x) {
 
 std::string fmt_seconds(double s) {
   char buf[32];
-  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", std::ceil(s));
+  if (s < 10) std::snprintf(buf, sizeof buf, "%.1fs", s);
+  else if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
   else std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
   return buf;
 }
@@ -124,7 +126,9 @@ int run_probe(ProbeArgs& a) {
               count(heads.copying), n_kv, format_map(heads.copying).c_str());
   std::printf("retrieval heads (union): %zu of %d kv heads = %.1f%% of the KV cache kept in full\n", n_ret, n_kv,
               100.0 * n_ret / std::max(n_kv, 1));
-  std::printf("time: %.2f s, %.0f tokens/s\n", r.seconds, T / std::max(r.seconds, 1e-9));
+  const int threads = a.model.threads > 0 ? a.model.threads : omp_get_num_procs();
+  std::printf("time: %.2f s with %d thread%s, %.0f tokens/s\n", r.seconds, threads, threads == 1 ? "" : "s",
+              T / std::max(r.seconds, 1e-9));
   if (!a.output.empty()) std::printf("wrote %s\n", a.output.c_str());
   if (!a.json.empty()) std::printf("wrote %s\n", a.json.c_str());
   return 0;
