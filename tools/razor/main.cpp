@@ -16,8 +16,14 @@ int main(int argc, char** argv) {
   razor::cli::add_eval(app, run);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, like every other razor error.
+    std::fprintf(stderr, "razor: error: %s (see razor --help)\n", e.what());
+    return e.get_exit_code() != 0 ? e.get_exit_code() : 2;
   }
   try {
     return run ? run() : 0;
