@@ -26,6 +26,11 @@
 
 #include "ops/ops.h"
 
+// GCC 12's AVX-512 intrinsics (extract, reductions) use a self-initialised "undefined" operand,
+// which -Wmaybe-uninitialized reports once they are inlined: a false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 namespace razor::ops {
 namespace {
 
