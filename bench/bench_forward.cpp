@@ -7,6 +7,8 @@
 //                 [--bf16-act off|on|both]    (0.5B model: exact F32 activations, the opt-in
 //                                              BF16-activation GEMM, or both; decode is exact
 //                                              either way)
+//                 [--no-huge-pages]           (0.5B weights on 4 KiB pages, as a loader that
+//                                              does not advise huge pages leaves them)
 #include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
@@ -36,6 +38,7 @@ struct Options {
   std::string only;
   int prompt = 0, decode = 0;
   std::string bf16_act = "both";  // off | on | both: the 0.5B model's prefill precision mode
+  bool huge_pages = true;         // the 0.5B model's weights on transparent huge pages
 };
 
 // Best-of-repeats sgemm rate, by wall time and by process CPU time / threads.
@@ -222,10 +225,11 @@ int main(int argc, char** argv) {
     else if (a == "--prompt") o.prompt = std::atoi(next().c_str());
     else if (a == "--decode") o.decode = std::atoi(next().c_str());
     else if (a == "--bf16-act") o.bf16_act = next();
+    else if (a == "--no-huge-pages") o.huge_pages = false;
     else {
       std::fprintf(stderr,
                    "usage: bench_forward [--threads N] [--repeats R] [--only stories3m|qwen05b] "
-                   "[--prompt P] [--decode D] [--bf16-act off|on|both]\n");
+                   "[--prompt P] [--decode D] [--bf16-act off|on|both] [--no-huge-pages]\n");
       return 2;
     }
   }
@@ -253,7 +257,7 @@ int main(int argc, char** argv) {
   }
   if (o.only.empty() || o.only == "qwen05b") {
     double t0 = bench::now();
-    auto m = make_random_model(qwen25_05b_config(), razor::DType::BF16, 1);
+    auto m = make_random_model(qwen25_05b_config(), razor::DType::BF16, 1, o.huge_pages);
     std::fprintf(stderr, "random Qwen2.5-0.5B-shaped BF16 model built in %.2f s (%.0fM params)\n",
                  bench::now() - t0, m->n_params() / 1e6);
     for (bool act : {false, true}) {

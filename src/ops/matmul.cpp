@@ -2,7 +2,7 @@
 //
 // Paths:
 //  - n <= 4 (decode): GEMV kernels that read each weight once for all n rows, AVX-512, one
-//    sequential stream per thread; only matrices of 32 MiB and more are split over threads (see
+//    sequential stream per thread; matrices from 1 MiB up are split over threads (see
 //    threads_for). BF16 weights are widened exactly (bf16 -> f32 is a shift).
 //  - F32, n > 4: BLAS sgemm.
 //  - BF16, n > 4, default: exact. Each thread widens a panel of weight rows to F32 and calls
@@ -59,15 +59,14 @@ struct AlignedBuf {
 };
 
 // Threads for a GEMV over `bytes` of weights. A GEMV streams its weights once and is bound by
-// memory bandwidth, which one core of the target machine (2-core Zen 4 VM) already saturates:
-// measured 17-18 GB/s streaming with one thread and no more with two. A parallel region per
-// matrix then only costs (a few microseconds idle, up to a scheduler time slice when other
-// processes compete for the cores: 0.5B decode went from 0.1 s to 0.7 s per token that way), so
-// only very large matrices (the classifier, 272 MB at 0.5B) are split.
+// memory bandwidth: on the target machine (2-core Zen 4 VM) one thread streams ~16 GB/s and two
+// ~30 GB/s, so matrices from 1 MiB up are split into one contiguous row range per thread;
+// smaller ones (L2/L3-resident, a few microseconds of work) stay on the calling thread, where
+// an OpenMP region would cost more than it saves.
 int threads_for(int64_t bytes) {
   if (omp_in_parallel()) return 1;
   const int nt = omp_get_max_threads();
-  return bytes >= (int64_t(32) << 20) ? nt : 1;
+  return bytes >= (int64_t(1) << 20) ? nt : 1;
 }
 
 // [begin, end) of part t of nt over count items, boundaries multiples of align.

@@ -11,7 +11,7 @@
 namespace razor::ops {
 
 // Y[n][W.rows] = X[n][W.cols] * W^T. n <= 4: AVX-512 GEMV (BF16 widened exactly), on the
-// calling thread below 32 MiB of weights (memory-bound: one core saturates the bandwidth).
+// calling thread below 1 MiB of weights, else one contiguous row range per thread.
 // n > 4: F32 goes to BLAS; BF16 converts weight panels to F32 for BLAS GEMM (exact), or, when
 // bf16_activations() is on and n >= 16, rounds X to BF16 and uses the AVX512-BF16 GEMM.
 // Multithreaded with OpenMP (single-threaded when called inside a parallel region).

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <memory>
 
+#include <sys/mman.h>
+
 namespace razor::testkit {
 namespace {
 
@@ -46,9 +48,50 @@ void fill(uint64_t seed, uint64_t tensor, int64_t count, float center, float hal
   }
 }
 
+// One anonymous mapping for all the weights, 2 MiB aligned and advised as transparent huge
+// pages: streaming the weights once per decoded token then costs far fewer TLB misses (measured
+// on the 2-core Zen 4 VM: 16 -> 28 GB/s on one thread, 24 -> 32 GB/s on two).
+class Arena {
+ public:
+  Arena(size_t bytes, bool huge) {
+    const size_t align = size_t(2) << 20;
+    size_ = bytes + align;
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw Error("make_random_model: cannot map " + std::to_string(bytes) + " bytes");
+    base_ = static_cast<char*>(p);
+    next_ = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(base_) + align - 1) & ~uintptr_t(align - 1));
+    if (huge) ::madvise(next_, bytes, MADV_HUGEPAGE);  // best effort
+    end_ = base_ + size_;
+  }
+  ~Arena() { ::munmap(base_, size_); }
+  void* take(size_t bytes) {
+    char* p = next_;
+    next_ += (bytes + 63) / 64 * 64;
+    if (next_ > end_) throw Error("make_random_model: arena overflow");
+    return p;
+  }
+
+ private:
+  char *base_ = nullptr, *next_ = nullptr, *end_ = nullptr;
+  size_t size_ = 0;
+};
+
+size_t arena_bytes(const ModelConfig& c, DType dtype) {
+  const size_t es = dtype == DType::BF16 ? 2 : 4;
+  auto mat = [&](int64_t r, int64_t k) { return (size_t(r) * size_t(k) * es + 63) / 64 * 64; };
+  auto vec = [&](int64_t n) { return (size_t(n) * 4 + 63) / 64 * 64; };
+  size_t per_layer = vec(c.dim) * 2 + mat(c.q_dim(), c.dim) + 2 * mat(c.kv_dim(), c.dim) + mat(c.dim, c.q_dim()) +
+                     2 * mat(c.hidden_dim, c.dim) + mat(c.dim, c.hidden_dim);
+  if (c.qkv_bias) per_layer += vec(c.q_dim()) + 2 * vec(c.kv_dim());
+  if (c.qk_norm) per_layer += 2 * vec(c.head_dim);
+  size_t total = per_layer * c.n_layers + mat(c.vocab_size, c.dim) + vec(c.dim);
+  if (!c.tied_embeddings) total += mat(c.vocab_size, c.dim);
+  return total;
+}
+
 class Builder {
  public:
-  Builder(Model& m, DType dtype, uint64_t seed) : m_(m), dtype_(dtype), seed_(seed) {}
+  Builder(Model& m, DType dtype, uint64_t seed, Arena& arena) : m_(m), dtype_(dtype), seed_(seed), arena_(arena) {}
 
   Matrix matrix(int64_t rows, int64_t cols, float std) {
     Matrix w;
@@ -58,26 +101,20 @@ class Builder {
     const int64_t n = rows * cols;
     const float hw = std * std::sqrt(3.0f);
     if (dtype_ == DType::BF16) {
-      auto buf = std::shared_ptr<uint16_t[]>(new uint16_t[static_cast<size_t>(n)]);
-      uint16_t* p = buf.get();
+      auto* p = static_cast<uint16_t*>(arena_.take(static_cast<size_t>(n) * 2));
       fill(seed_, next_++, n, 0.0f, hw, [p](int64_t i, float v) { p[i] = to_bf16(v); });
       w.data = p;
-      m_.storage.push_back(std::shared_ptr<const void>(buf, buf.get()));
     } else {
-      auto buf = std::shared_ptr<float[]>(new float[static_cast<size_t>(n)]);
-      float* p = buf.get();
+      auto* p = static_cast<float*>(arena_.take(static_cast<size_t>(n) * 4));
       fill(seed_, next_++, n, 0.0f, hw, [p](int64_t i, float v) { p[i] = v; });
       w.data = p;
-      m_.storage.push_back(std::shared_ptr<const void>(buf, buf.get()));
     }
     return w;
   }
 
   const float* vec(int64_t n, float center, float half_width) {
-    auto buf = std::shared_ptr<float[]>(new float[static_cast<size_t>(n)]);
-    float* p = buf.get();
+    auto* p = static_cast<float*>(arena_.take(static_cast<size_t>(n) * 4));
     fill(seed_, next_++, n, center, half_width, [p](int64_t i, float v) { p[i] = v; });
-    m_.storage.push_back(std::shared_ptr<const void>(buf, buf.get()));
     return p;
   }
   const float* norm(int64_t n) { return vec(n, 1.0f, 0.1f); }
@@ -87,12 +124,13 @@ class Builder {
   Model& m_;
   DType dtype_;
   uint64_t seed_;
+  Arena& arena_;
   uint64_t next_ = 1;
 };
 
 }  // namespace
 
-std::unique_ptr<Model> make_random_model(const ModelConfig& config, DType dtype, uint64_t seed) {
+std::unique_ptr<Model> make_random_model(const ModelConfig& config, DType dtype, uint64_t seed, bool huge_pages) {
   const ModelConfig& c = config;
   if (c.dim <= 0 || c.hidden_dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
       c.head_dim <= 0 || c.vocab_size <= 0 || c.n_heads % c.n_kv_heads != 0 || c.head_dim % 2 != 0)
@@ -103,7 +141,9 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& config, DType dtype,
   m->format = "random";
   m->source_dtype = dtype == DType::BF16 ? "BF16" : "F32";
   const float std = 0.02f;
-  Builder b(*m, dtype, seed);
+  auto arena = std::make_shared<Arena>(arena_bytes(c, dtype), huge_pages);
+  m->storage.push_back(arena);
+  Builder b(*m, dtype, seed, *arena);
   m->tok_embeddings = b.matrix(c.vocab_size, c.dim, std);
   m->layers.resize(static_cast<size_t>(c.n_layers));
   for (LayerWeights& w : m->layers) {
