@@ -296,8 +296,9 @@ int main(int argc, char** argv) {
                   "", "", "", "", r.attn_ms / full_row->attn_ms, r.attn_1t_ms / full_row->attn_1t_ms);
   }
   std::printf("\nKV MiB: bytes the cache holds (allocated) after prefill + decode; full MiB: a full float32\n"
-              "cache of the same tokens. decode/s: 1 / median decode step. step ms: fastest decode step. attn ms: one step's attention over all\n"
-              "layers (KVCache::attend) with the session's threads (wall, best of %d); attn 1t: the same on\n"
+              "cache of the same tokens. decode/s: 1 / median decode step; step ms: fastest decode step.\n"
+              "attn ms: one step's attention over all layers (KVCache::attend) with the session's threads\n"
+              "(wall, best of %d); attn 1t: the same on\n"
               "one thread, thread CPU time (the work, independent of how heads are spread over threads\n"
               "and of other processes). prefill s: the one full-attention prefill of the context (tokens/s =\n"
               "ctx / prefill s), shared by the policies.\n", o.repeats);
