@@ -119,6 +119,16 @@ TEST(OpsMatmul, Bf16ActivationsMatchReferenceOfRoundedActivations) {
       check_matmul(W, X, n, Y, 8e-3, "bf16 activations vs exact");
     }
   }
+  {  // More rows than one packed block of X (4104).
+    TestMatrix W = make_matrix(40, 70, DType::BF16, 77);
+    const int64_t n = 4200;
+    std::vector<float> X = rand_vec(static_cast<size_t>(n * 70), 78);
+    std::vector<float> Y(static_cast<size_t>(n * 40), NAN);
+    razor::ops::matmul(W.m, X.data(), n, Y.data());
+    std::vector<float> Xr(X);
+    for (float& x : Xr) x = round_bf16(x);
+    check_matmul(W, Xr, n, Y, 1e-5, "bf16 activations, several row blocks");
+  }
   // F32 weights are never affected; small n keeps the exact path.
   TestMatrix F = make_matrix(40, 64, DType::F32, 5);
   TestMatrix B = make_matrix(40, 64, DType::BF16, 6);

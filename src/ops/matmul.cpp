@@ -324,7 +324,8 @@ inline void bf16_kernel(const uint32_t* __restrict xp, const uint32_t* __restric
   }
 }
 
-void bf16_gemm_native(const Matrix& W, const float* X, int64_t n, float* Y) {
+// Rows [0, n) of X into rows [0, n) of Y (row stride W.rows).
+void bf16_gemm_native_block(const Matrix& W, const float* X, int64_t n, float* Y) {
   const int64_t N = W.rows, K = W.cols, P = (K + 1) / 2;
   const int64_t NP = (n + kMR - 1) / kMR;  // X micro-panels
   const int64_t NJ = (N + kNR - 1) / kNR;  // weight micro-panels
@@ -407,6 +408,16 @@ void bf16_gemm_native(const Matrix& W, const float* X, int64_t n, float* Y) {
       }
     }
   }
+}
+
+// X in blocks of rows, so that its packed copy stays bounded (4104 rows x K bf16: 40 MB at
+// K = 4864) however long the prompt; the weights are re-packed per block (cheap next to the
+// block's products).
+constexpr int64_t kRowBlock = kMR * 342;
+
+void bf16_gemm_native(const Matrix& W, const float* X, int64_t n, float* Y) {
+  for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
+    bf16_gemm_native_block(W, X + r0 * W.cols, std::min(kRowBlock, n - r0), Y + r0 * W.rows);
 }
 
 #endif  // __AVX512BF16__
