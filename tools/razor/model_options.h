@@ -17,7 +17,8 @@ struct ModelOptions {
 
   void add(CLI::App* cmd);
   std::unique_ptr<Model> load() const;
-  // The llama2.c tokenizer given with --tokenizer or found beside the model; nullptr if none.
+  // --tokenizer, else a GGUF model's embedded vocabulary, else a llama2.c tokenizer found beside
+  // the model; nullptr if none.
   std::unique_ptr<Tokenizer> load_tokenizer(const Model& model) const;
 };
 
