@@ -217,18 +217,7 @@ GgufWriter gguf_of(const tk::HfConfig& cfg, const tk::Weights& w, tk::DiskDType 
   return g;
 }
 
-tk::HfConfig small_config(const std::string& arch = "llama") {
-  tk::HfConfig c;
-  c.arch = arch;
-  c.dim = 32;
-  c.hidden_dim = 48;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 40;
-  c.max_seq_len = 64;
-  return c;
-}
+using tk::small_config;
 
 std::string write_temp(const std::string& bytes, const std::string& name = "model.gguf") {
   std::string path = razor::test::temp_dir() + "/" + name;

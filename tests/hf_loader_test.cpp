@@ -24,18 +24,7 @@ namespace tk = razor::testkit;
 
 namespace {
 
-tk::HfConfig small_config(const std::string& arch = "llama") {
-  tk::HfConfig c;
-  c.arch = arch;
-  c.dim = 32;
-  c.hidden_dim = 48;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 40;
-  c.max_seq_len = 64;
-  return c;
-}
+using tk::small_config;
 
 std::string make_ckpt(const tk::HfConfig& c, const tk::Weights& w,
                       tk::DiskDType dt = tk::DiskDType::F32, int shards = 1) {

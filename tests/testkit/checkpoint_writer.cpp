@@ -122,6 +122,19 @@ int64_t TensorSpec::numel() const {
   return n;
 }
 
+HfConfig small_config(const std::string& arch) {
+  HfConfig c;
+  c.arch = arch;
+  c.dim = 32;
+  c.hidden_dim = 48;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 40;
+  c.max_seq_len = 64;
+  return c;
+}
+
 std::vector<TensorSpec> tensor_specs(const HfConfig& c) {
   check_config(c);
   const int64_t D = c.dim, H = c.hidden_dim, Q = c.q_dim(), KV = c.kv_dim(), V = c.vocab_size;

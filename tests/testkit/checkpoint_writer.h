@@ -55,6 +55,10 @@ struct HfConfig {
   nlohmann::json to_json() const;    // config.json contents
 };
 
+// A tiny GQA model (dim 32, ffn 48, 2 layers, 4 heads, 2 KV heads, vocab 40, context 64): the
+// shape the loader tests write in every format.
+HfConfig small_config(const std::string& arch = "llama");
+
 struct Tensor {
   std::vector<int64_t> shape;
   std::vector<float> values;  // row-major
